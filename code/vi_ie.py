@@ -286,15 +286,27 @@ class SyllableTokenizer:
 
     @staticmethod
     def split(text: str) -> Tuple[List[str], List[bool]]:
+        """Words and trailing-space flags; ``"".join`` of them is ``text``."""
         words: List[str] = []
         spaces: List[bool] = []
-        for piece in _scan(text):
+        prefix = ""  # a gap before the first token is absorbed into it
+        pieces = _scan(text)
+        for k, piece in enumerate(pieces):
             chunk = text[piece.start:piece.end]
-            if piece.kind == "core":
-                words.append(chunk)
+            if piece.kind == "gap" and words and k == len(pieces) - 1:
+                # a gap that ends the text is absorbed into the last token
+                if spaces[-1]:
+                    words[-1] += " "
+                    spaces[-1] = False
+                words[-1] += chunk
+            elif piece.kind == "core":
+                words.append(prefix + chunk)
                 spaces.append(False)
-            elif piece.hard or not words:
-                if words and chunk.startswith(" ") and not spaces[-1]:
+                prefix = ""
+            elif not words:
+                prefix += chunk
+            elif piece.hard:
+                if chunk.startswith(" ") and not spaces[-1]:
                     spaces[-1] = True
                     chunk = chunk[1:]
                 if chunk:
@@ -307,6 +319,9 @@ class SyllableTokenizer:
                 spaces[-1] = True
             else:
                 words[-1] += chunk
+        if prefix:
+            words.append(prefix)
+            spaces.append(False)
         return words, spaces
 
     def pipe(self, texts: Iterable[str], batch_size: int = 1000) -> Iterable[Doc]:
@@ -388,11 +403,11 @@ class Relation(NamedTuple):
     label: str
     score: float
 
-    def as_tuple(self) -> Tuple[int, int, int, int, int, int, str]:
+    def as_tuple(self) -> Tuple[int, int, str, int, int, str, str]:
         """Strict identity: both arguments' character offsets and labels."""
         return (
-            self.head.start_char, self.head.end_char, self.head.label,
-            self.child.start_char, self.child.end_char, self.child.label,
+            self.head.start_char, self.head.end_char, self.head.label_,
+            self.child.start_char, self.child.end_char, self.child.label_,
             self.label,
         )
 
@@ -879,3 +894,94 @@ def make_relation_extractor(
         nlp.vocab, model, name, threshold=threshold, max_distance=max_distance,
         focal_gamma=focal_gamma, positive_weight=positive_weight, scorer=scorer,
     )
+
+
+# --------------------------------------------------------------------------
+# Mandates: BIO tags <-> spans
+# --------------------------------------------------------------------------
+MANDATE_BEGIN, MANDATE_INSIDE, OUTSIDE = "B-MANDATE", "I-MANDATE", "O"
+
+
+def mandate_tags(doc: Doc, spans: Iterable[Span]) -> List[str]:
+    """BIO tags of ``doc``'s tokens for non-overlapping mandate ``spans``
+    (training targets of the ``mandate_tagger``)."""
+    tags = [OUTSIDE] * len(doc)
+    for span in spans:
+        tags[span.start] = MANDATE_BEGIN
+        for i in range(span.start + 1, span.end):
+            tags[i] = MANDATE_INSIDE
+    return tags
+
+
+def spans_from_tags(tags: Sequence[str]) -> List[Tuple[int, int]]:
+    """Token ranges of the mandates in a BIO sequence. An "I" without a "B"
+    before it opens a span (the tagger may miss a first word); whitespace
+    tokens tagged "O" inside a span do not close it if the span continues."""
+    out: List[Tuple[int, int]] = []
+    start = None
+    for i, tag in enumerate(tags):
+        if tag == MANDATE_BEGIN or (tag == MANDATE_INSIDE and start is None):
+            if start is not None:
+                out.append((start, i))
+            start = i
+        elif tag != MANDATE_INSIDE and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, len(tags)))
+    return out
+
+
+def score_mandates(examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+    """Exact-span P/R/F of ``doc.spans["mandates"]`` (spans_mandates_p/r/f)."""
+    from spacy.scorer import Scorer
+
+    return Scorer.score_spans(
+        examples, f"spans_{MANDATES_KEY}",
+        getter=lambda doc, attr: doc.spans.get(MANDATES_KEY, []),
+        has_annotation=lambda doc: MANDATES_KEY in doc.spans,
+        allow_overlap=True,
+    )
+
+
+@registry.scorers("vi_decision_ie.mandate_scorer.v1")
+def make_mandate_scorer() -> Callable:
+    return score_mandates
+
+
+class MandateSpans:
+    """Turns the ``mandate_tagger``'s BIO tags (``token.tag_``) into spans
+    labelled MANDATE in ``doc.spans["mandates"]``. Mandates never overlap
+    (guideline: separate duties are separate spans), so BIO tags are enough."""
+
+    def __init__(self, name: str, spans_key: str, label: str, scorer: Optional[Callable]):
+        self.name = name
+        self.spans_key = spans_key
+        self.label = label
+        self.scorer = scorer
+
+    def __call__(self, doc: Doc) -> Doc:
+        tags = [token.tag_ or OUTSIDE for token in doc]
+        doc.spans[self.spans_key] = [
+            Span(doc, start, end, label=self.label) for start, end in spans_from_tags(tags)
+        ]
+        return doc
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
+        return self.scorer(examples, **kwargs) if self.scorer else {}
+
+
+@Language.factory(
+    "mandate_spans",
+    assigns=["doc.spans"],
+    requires=["token.tag"],
+    default_config={
+        "spans_key": MANDATES_KEY,
+        "label": MANDATE,
+        "scorer": {"@scorers": "vi_decision_ie.mandate_scorer.v1"},
+    },
+    default_score_weights={"spans_mandates_f": 1.0, "spans_mandates_p": 0.0, "spans_mandates_r": 0.0},
+)
+def make_mandate_spans(nlp: Language, name: str, spans_key: str, label: str, scorer: Optional[Callable]) -> MandateSpans:
+    """Factory of the (non-trainable) BIO-to-span decoder for mandates."""
+    return MandateSpans(name, spans_key, label, scorer)

@@ -31,9 +31,11 @@ def record_to_doc(nlp, rec: Record) -> Doc:
             raise CorpusError([Problem(rec.path, rec.line, "alignment", f"span does not align with the tokenizer", rec.id, span["id"])])
         by_id[span["id"]] = aligned
     doc.ents = [s for s in by_id.values() if s.label_ in vi_ie.ENTITY_LABELS]
-    doc.spans[vi_ie.MANDATES_KEY] = sorted(
-        (s for s in by_id.values() if s.label_ == vi_ie.MANDATE), key=lambda s: (s.start, s.end)
-    )
+    mandates = sorted((s for s in by_id.values() if s.label_ == vi_ie.MANDATE), key=lambda s: (s.start, s.end))
+    doc.spans[vi_ie.MANDATES_KEY] = mandates
+    # BIO targets of the mandate_tagger (mandates never overlap: the validator checks)
+    for token, tag in zip(doc, vi_ie.mandate_tags(doc, mandates)):
+        token.tag_ = tag
     vi_ie.set_relations(doc, [(by_id[r["head"]], by_id[r["child"]], r["label"], 1.0) for r in data["relations"]])
     doc.user_data["doc_id"] = data["id"]
     doc.user_data["meta"] = dict(data["meta"])

@@ -210,6 +210,10 @@ def validate_record(rec: Record, nlp: "spacy.Language") -> List[Problem]:
     for a, b in zip(ents, ents[1:]):
         if b["start"] < a["end"]:
             bad("overlap", f"{a['label']} {a['id']} {text[a['start']:a['end']]!r} overlaps {b['label']} {b['id']} {text[b['start']:b['end']]!r}", b["id"])
+    mandates = sorted((s for s in spans.values() if s["label"] == vi_ie.MANDATE and 0 <= s["start"] < s["end"] <= len(text)), key=lambda s: (s["start"], s["end"]))
+    for a, b in zip(mandates, mandates[1:]):
+        if b["start"] < a["end"]:
+            bad("overlap", f"MANDATE {a['id']} overlaps MANDATE {b['id']}: separate duties are separate spans", b["id"])
     seen_spans = {}
     for s in spans.values():
         key = (s["start"], s["end"], s["label"])
