@@ -913,22 +913,72 @@ def mandate_tags(doc: Doc, spans: Iterable[Span]) -> List[str]:
     return tags
 
 
-def spans_from_tags(tags: Sequence[str]) -> List[Tuple[int, int]]:
-    """Token ranges of the mandates in a BIO sequence. An "I" without a "B"
-    before it opens a span (the tagger may miss a first word); whitespace
-    tokens tagged "O" inside a span do not close it if the span continues."""
-    out: List[Tuple[int, int]] = []
+_CLAUSE_BREAKS = frozenset({";", ".", "!", "?", ":", "…", "\n"})
+_EDGE_PUNCT = frozenset(",;:.-–—•|/\"“”'()[]")
+
+
+def _is_clause_break(form: str) -> bool:
+    return form.strip() in _CLAUSE_BREAKS or "\n" in form
+
+
+def spans_from_tags(
+    tags: Sequence[str],
+    forms: Optional[Sequence[str]] = None,
+    min_length: int = 4,
+    split_on_begin: bool = True,
+    min_tagged: int = 3,
+) -> List[Tuple[int, int]]:
+    """Token ranges of the mandates in a BIO sequence.
+
+    Without ``forms`` this is plain BIO decoding (an "I" without a "B"
+    before it opens a span). With ``forms`` (canonical token texts) the
+    guideline's structure is used: duties are separated by ";", sentence
+    and list-item boundaries, so a duty starts at the first tagged token of
+    a clause and runs to the clause's end (";", ".", "!", "?", ":", a line
+    break); with ``split_on_begin`` a "B" after an untagged token starts a
+    new duty in the same clause. A candidate needs ``min_tagged`` tagged
+    tokens (a stray tag does not make a duty), punctuation at the edges is
+    trimmed, and spans shorter than ``min_length`` tokens are dropped."""
+    if forms is None:
+        raw: List[Tuple[int, int]] = []
+        start = None
+        for i, tag in enumerate(tags):
+            if tag == MANDATE_BEGIN or (tag == MANDATE_INSIDE and start is None):
+                if start is not None:
+                    raw.append((start, i))
+                start = i
+            elif tag != MANDATE_INSIDE and start is not None:
+                raw.append((start, i))
+                start = None
+        if start is not None:
+            raw.append((start, len(tags)))
+        return raw
+    spans: List[Tuple[int, int]] = []
     start = None
-    for i, tag in enumerate(tags):
-        if tag == MANDATE_BEGIN or (tag == MANDATE_INSIDE and start is None):
+    for i, (tag, form) in enumerate(zip(tags, forms)):
+        if _is_clause_break(form):
             if start is not None:
-                out.append((start, i))
+                spans.append((start, i))
+                start = None
+            continue
+        if tag == MANDATE_BEGIN and start is not None and split_on_begin and tags[i - 1] == OUTSIDE:
+            spans.append((start, i))
             start = i
-        elif tag != MANDATE_INSIDE and start is not None:
-            out.append((start, i))
-            start = None
+        elif tag in (MANDATE_BEGIN, MANDATE_INSIDE) and start is None:
+            start = i
     if start is not None:
-        out.append((start, len(tags)))
+        spans.append((start, len(tags)))
+    out = []
+    for start, end in spans:
+        tagged = sum(1 for tag in tags[start:end] if tag != OUTSIDE)
+        if tagged < min_tagged:
+            continue
+        while start < end and (forms[start].strip() in _EDGE_PUNCT or not forms[start].strip()):
+            start += 1
+        while end > start and (forms[end - 1].strip() in _EDGE_PUNCT or not forms[end - 1].strip()):
+            end -= 1
+        if end - start >= min_length:
+            out.append((start, end))
     return out
 
 
@@ -951,19 +1001,26 @@ def make_mandate_scorer() -> Callable:
 
 class MandateSpans:
     """Turns the ``mandate_tagger``'s BIO tags (``token.tag_``) into spans
-    labelled MANDATE in ``doc.spans["mandates"]``. Mandates never overlap
-    (guideline: separate duties are separate spans), so BIO tags are enough."""
+    labelled MANDATE in ``doc.spans["mandates"]`` with ``spans_from_tags``
+    (clause-based decoding). Mandates never overlap (guideline: separate
+    duties are separate spans), so BIO tags are enough."""
 
-    def __init__(self, name: str, spans_key: str, label: str, scorer: Optional[Callable]):
+    def __init__(self, name: str, spans_key: str, label: str, min_length: int, split_on_begin: bool,
+                 min_tagged: int, scorer: Optional[Callable]):
         self.name = name
+        self.min_tagged = min_tagged
         self.spans_key = spans_key
         self.label = label
+        self.min_length = min_length
+        self.split_on_begin = split_on_begin
         self.scorer = scorer
 
     def __call__(self, doc: Doc) -> Doc:
         tags = [token.tag_ or OUTSIDE for token in doc]
+        forms = [canonical_token(token.text) for token in doc]
         doc.spans[self.spans_key] = [
-            Span(doc, start, end, label=self.label) for start, end in spans_from_tags(tags)
+            Span(doc, start, end, label=self.label)
+            for start, end in spans_from_tags(tags, forms, self.min_length, self.split_on_begin, self.min_tagged)
         ]
         return doc
 
@@ -978,10 +1035,16 @@ class MandateSpans:
     default_config={
         "spans_key": MANDATES_KEY,
         "label": MANDATE,
+        "min_length": 5,
+        "split_on_begin": True,
+        "min_tagged": 3,
         "scorer": {"@scorers": "vi_decision_ie.mandate_scorer.v1"},
     },
     default_score_weights={"spans_mandates_f": 1.0, "spans_mandates_p": 0.0, "spans_mandates_r": 0.0},
 )
-def make_mandate_spans(nlp: Language, name: str, spans_key: str, label: str, scorer: Optional[Callable]) -> MandateSpans:
-    """Factory of the (non-trainable) BIO-to-span decoder for mandates."""
-    return MandateSpans(name, spans_key, label, scorer)
+def make_mandate_spans(
+    nlp: Language, name: str, spans_key: str, label: str, min_length: int,
+    split_on_begin: bool, min_tagged: int, scorer: Optional[Callable],
+) -> MandateSpans:
+    """Factory of the (non-trainable) tags-to-spans decoder for mandates."""
+    return MandateSpans(name, spans_key, label, min_length, split_on_begin, min_tagged, scorer)

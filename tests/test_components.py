@@ -156,6 +156,16 @@ def test_mandate_bio_tags_round_trip(dev_docs):
     assert vi_ie.spans_from_tags(["O", "I-MANDATE", "I-MANDATE", "B-MANDATE", "O"]) == [(1, 3), (3, 4)]
 
 
+def test_clause_decoding_runs_a_duty_to_its_clause_end():
+    forms = ["có", "nhiệm", "vụ", "tham", "mưu", "cho", "UBND", "tỉnh", "về", "việc", ";", "kiểm", "tra", "x", "y", "z", "."]
+    tags = ["O", "O", "O", "B-MANDATE", "I-MANDATE", "O", "I-MANDATE", "I-MANDATE", "O", "O", "O",
+            "I-MANDATE", "O", "O", "O", "O", "O"]
+    # first duty: from its first tagged token over the hole to ";"; the
+    # second clause has one stray tag only and is dropped
+    assert vi_ie.spans_from_tags(tags, forms, min_length=5, min_tagged=2) == [(3, 10)]
+    assert vi_ie.spans_from_tags(tags, forms, min_length=5, min_tagged=5) == []
+
+
 def test_mandate_spans_component_reads_tags(dev_docs):
     nlp = blank_nlp()
     nlp.add_pipe("mandate_spans")
