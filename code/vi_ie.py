@@ -554,7 +554,10 @@ def _pair_forward(model: Model, inputs: RelInput, is_train: bool):
         scale = xp.where(lengths > 0, 1.0 / xp.maximum(lengths, 1.0), 0.0).astype("float32")
         csum = xp.zeros((vecs.shape[0] + 1, width), dtype="float64")
         csum[1:] = xp.cumsum(vecs.astype("float64"), axis=0)
-        pooled = (csum[ranges[:, :, 1]] - csum[ranges[:, :, 0]]).astype("float32")
+        pooled = xp.empty((len(doc_cands), _N_POOLS, width), dtype="float32")
+        for lo in range(0, len(doc_cands), 2048):  # bounded float64 temporaries
+            r = ranges[lo:lo + 2048]
+            pooled[lo:lo + 2048] = csum[r[:, :, 1]] - csum[r[:, :, 0]]
         pooled *= scale[:, :, None]
         starts = {c[0] for c in doc_cands} | {c[3] for c in doc_cands}
         feats = xp.asarray(pair_features(doc, doc_cands, starts))
@@ -1048,3 +1051,65 @@ def make_mandate_spans(
 ) -> MandateSpans:
     """Factory of the (non-trainable) tags-to-spans decoder for mandates."""
     return MandateSpans(name, spans_key, label, min_length, split_on_begin, min_tagged, scorer)
+
+
+# --------------------------------------------------------------------------
+# Bounded memory on long documents
+# --------------------------------------------------------------------------
+from spacy.pipeline.tok2vec import Tok2Vec  # noqa: E402
+
+
+class ChunkedTok2Vec(Tok2Vec):
+    """spaCy's ``tok2vec`` whose prediction runs a long doc in windows of
+    ``max_tokens`` tokens that overlap by ``overlap`` tokens on each side.
+
+    The CNN sees ``depth * window_size`` tokens to each side, so with an
+    overlap at least that wide the vectors are the same as for the whole
+    doc, while memory stays bounded by the window instead of growing with
+    the document (a 1 MB notice needs GBs in one piece). Training is
+    unchanged."""
+
+    def __init__(self, vocab: Vocab, model: Model, name: str = "tok2vec", *, max_tokens: int = 4000, overlap: int = 32):
+        super().__init__(vocab, model, name)
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+
+    def predict(self, docs: Iterable[Doc]):
+        docs = list(docs)
+        short = [i for i, doc in enumerate(docs) if len(doc) <= self.max_tokens]
+        outputs: List[Optional[Floats2d]] = [None] * len(docs)
+        if short:
+            for i, vecs in zip(short, self.model.predict([docs[i] for i in short])):
+                outputs[i] = vecs
+        for i, doc in enumerate(docs):
+            if outputs[i] is None:
+                outputs[i] = self._predict_long(doc)
+        return outputs
+
+    def _predict_long(self, doc: Doc) -> Floats2d:
+        step = self.max_tokens - 2 * self.overlap
+        parts = []
+        for start in range(0, len(doc), step):
+            lo = max(0, start - self.overlap)
+            hi = min(len(doc), start + step + self.overlap)
+            vecs = self.model.predict([doc[lo:hi].as_doc()])[0]
+            keep_end = min(start + step, len(doc))
+            parts.append(vecs[start - lo: keep_end - lo])
+        return self.model.ops.xp.vstack(parts)
+
+
+@Language.factory(
+    "chunked_tok2vec",
+    assigns=["doc.tensor"],
+    default_config={
+        "model": {"@architectures": "spacy.HashEmbedCNN.v2", "pretrained_vectors": None, "width": 96, "depth": 4,
+                  "embed_size": 2000, "window_size": 1, "maxout_pieces": 3, "subword_features": True},
+        "max_tokens": 4000,
+        "overlap": 32,
+    },
+)
+def make_chunked_tok2vec(nlp: Language, name: str, model: Model, max_tokens: int, overlap: int) -> ChunkedTok2Vec:
+    """Factory of the memory-bounded tok2vec (see ChunkedTok2Vec)."""
+    if overlap < 0 or max_tokens <= 2 * overlap:
+        raise ValueError(f"chunked_tok2vec needs max_tokens > 2 * overlap, got {max_tokens} and {overlap}")
+    return ChunkedTok2Vec(nlp.vocab, model, name, max_tokens=max_tokens, overlap=overlap)

@@ -18,7 +18,7 @@ import typer
 from wasabi import msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import CorpusError, Record, read_records, validate_records, write_jsonl  # noqa: E402
+from corpus import CorpusError, Record, exit_on_problems, read_records, validate_records, write_jsonl  # noqa: E402
 from import_markup import parse_markup  # noqa: E402
 
 SPLITS = ("train", "dev", "test")
@@ -50,15 +50,8 @@ def main(
         for path in sorted(imported_dir.glob("*.jsonl")):
             records.extend(read_records(path))
     except CorpusError as err:
-        for problem in err.problems:
-            msg.fail(str(problem))
-        raise typer.Exit(1)
-    problems = validate_records(records)
-    if problems:
-        for problem in problems:
-            msg.fail(str(problem))
-        msg.fail(f"{len(problems)} problems")
-        raise typer.Exit(1)
+        exit_on_problems(err.problems)
+    exit_on_problems(validate_records(records), len(records))
     splits: Dict[str, str] = json.loads(splits_path.read_text()) if splits_path.exists() else {}
     new = [r for r in records if r.id not in splits]
     for position, rec in enumerate(new):

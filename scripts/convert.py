@@ -16,7 +16,7 @@ from spacy.tokens import Doc, DocBin
 from wasabi import msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import CorpusError, Problem, Record, blank_nlp, load_corpus  # noqa: E402
+from corpus import CorpusError, Problem, Record, blank_nlp, exit_on_problems, load_corpus  # noqa: E402
 import vi_ie  # noqa: E402
 
 
@@ -60,9 +60,7 @@ def main(
     try:
         records: List[Record] = load_corpus([input_path])
     except CorpusError as err:
-        for problem in err.problems:
-            msg.fail(str(problem))
-        raise typer.Exit(1)
+        exit_on_problems(err.problems)
     if not include_generated:
         records = [r for r in records if r.data["meta"]["source"] != "generated"]
     if limit:

@@ -265,6 +265,22 @@ def blank_nlp() -> "spacy.Language":
     return spacy.blank("vi", config={"nlp": {"tokenizer": {"@tokenizers": "vi_decision_ie.SyllableTokenizer.v1"}}})
 
 
+def exit_on_problems(problems: List[Problem], n_documents: Optional[int] = None) -> None:
+    """Print every problem and exit 1 (typer) if there is any."""
+    if not problems:
+        return
+    import typer
+    from collections import Counter
+    from wasabi import msg
+
+    for problem in problems:
+        msg.fail(str(problem))
+    rules = Counter(p.rule for p in problems)
+    where = f" in {n_documents} documents" if n_documents is not None else ""
+    msg.fail(f"{len(problems)} problems{where}: " + ", ".join(f"{r}={n}" for r, n in rules.most_common()))
+    raise typer.Exit(1)
+
+
 def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     """Write rows as JSONL (UTF-8, no ASCII escaping); return the count."""
     count = 0

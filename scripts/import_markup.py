@@ -26,7 +26,7 @@ import typer
 from wasabi import msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import CorpusError, Problem, Record, validate_records, write_jsonl  # noqa: E402
+from corpus import CorpusError, Problem, Record, exit_on_problems, validate_records, write_jsonl  # noqa: E402
 
 LABEL_CODES = {"O": "OFFICE", "P": "PERSON", "R": "ROLE", "M": "MANDATE"}
 HEADER = re.compile(r"^===\s*(.*)$")
@@ -141,17 +141,10 @@ def main(
         for path in inputs:
             records.extend(parse_markup(path))
     except CorpusError as err:
-        for problem in err.problems:
-            msg.fail(str(problem))
-        raise typer.Exit(1)
-    problems = validate_records(records)
-    for problem in problems:
-        msg.fail(str(problem))
+        exit_on_problems(err.problems)
+    exit_on_problems(validate_records(records), len(records))
     n_spans = sum(len(r.data["spans"]) for r in records)
     n_rels = sum(len(r.data["relations"]) for r in records)
-    if problems:
-        msg.fail(f"{len(problems)} problems in {len(records)} documents")
-        raise typer.Exit(1)
     msg.good(f"{len(records)} documents, {n_spans} spans, {n_rels} relations: valid")
     if output:
         write_jsonl(output, (r.data for r in records))

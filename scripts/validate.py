@@ -11,7 +11,6 @@ names the file, line, document id, span id and rule. Exit 1 on any problem.
 from __future__ import annotations
 
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import List
 
@@ -19,7 +18,7 @@ import typer
 from wasabi import msg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import CorpusError, Record, read_records, validate_records  # noqa: E402
+from corpus import CorpusError, Record, exit_on_problems, read_records, validate_records  # noqa: E402
 
 
 def main(paths: List[Path] = typer.Argument(..., help="Corpus JSONL files")) -> None:
@@ -32,12 +31,7 @@ def main(paths: List[Path] = typer.Argument(..., help="Corpus JSONL files")) -> 
         except CorpusError as err:
             problems.extend(err.problems)
     problems.extend(validate_records(records))
-    for problem in problems:
-        msg.fail(str(problem))
-    if problems:
-        rules = Counter(p.rule for p in problems)
-        msg.fail(f"{len(problems)} problems in {len(records)} documents: " + ", ".join(f"{r}={n}" for r, n in rules.most_common()))
-        raise typer.Exit(1)
+    exit_on_problems(problems, len(records))
     spans = sum(len(r.data["spans"]) for r in records)
     msg.good(f"{len(records)} documents, {spans} spans, 0 misaligned, 0 problems")
 
