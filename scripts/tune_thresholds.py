@@ -13,6 +13,7 @@ The pipeline is saved with both to OUTPUT_DIR; the test split is not used.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -42,7 +43,7 @@ def best_threshold(scored: List[Tuple[float, bool]], n_gold: int, grid=GRID) -> 
     return best
 
 
-def tune_min_tagged(nlp, gold_docs, vi_ie, candidates=range(1, 11)) -> int:
+def tune_min_tagged(nlp, gold_docs, vi_ie, candidates=range(1, 21)) -> int:
     """Set and return the ``min_tagged`` of ``mandate_spans`` with the best
     exact MANDATE F on ``gold_docs``."""
     pipe = nlp.get_pipe("mandate_spans")
@@ -74,8 +75,7 @@ def main(
     report: Path = typer.Option(Path("training/thresholds.json"), help="Tuning report"),
 ) -> None:
     """Tune and save per-label relation thresholds."""
-    spacy.util.import_file("vi_ie", code)
-    import vi_ie
+    vi_ie = sys.modules.get("vi_ie") or spacy.util.import_file("vi_ie", code)
 
     nlp = spacy.load(model_dir)
     rel = nlp.get_pipe("relation_extractor")

@@ -37,7 +37,7 @@ def test_quick_workflow_and_package(repo_root, tmp_path):
         assert key in text
     tuned = json.loads((project / "training" / "thresholds.json").read_text())
     assert set(tuned["relation_thresholds"]) <= {"HOLDS", "ROLE_IN", "SERVES_AS", "HAS_MANDATE", "PART_OF", "ESTABLISHES"}
-    assert 1 <= tuned["mandate_min_tagged"] <= 10
+    assert 1 <= tuned["mandate_min_tagged"] <= 20
     final = (project / "training" / "model-final" / "config.cfg").read_text()
     assert f"min_tagged = {tuned['mandate_min_tagged']}" in final
     run(["package", ".", *overrides], project)
