@@ -22,6 +22,7 @@ from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequenc
 
 import numpy
 import spacy
+import srsly
 from spacy.attrs import IS_SPACE, LOWER, NORM, PREFIX, SHAPE, SUFFIX
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -1029,6 +1030,30 @@ class MandateSpans:
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, object]:
         return self.scorer(examples, **kwargs) if self.scorer else {}
+
+    # The decoding settings are saved with the pipeline (the tune step sets
+    # min_tagged after training), like the patterns of spaCy's rule components.
+    _SETTINGS = ("min_length", "split_on_begin", "min_tagged")
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        return srsly.json_dumps({k: getattr(self, k) for k in self._SETTINGS}).encode("utf8")
+
+    def from_bytes(self, data: bytes, *, exclude: Iterable[str] = tuple()) -> "MandateSpans":
+        for key, value in srsly.json_loads(data).items():
+            if key in self._SETTINGS:
+                setattr(self, key, value)
+        return self
+
+    def to_disk(self, path, *, exclude: Iterable[str] = tuple()) -> None:
+        path = spacy.util.ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path / "settings.json", {k: getattr(self, k) for k in self._SETTINGS})
+
+    def from_disk(self, path, *, exclude: Iterable[str] = tuple()) -> "MandateSpans":
+        settings = spacy.util.ensure_path(path) / "settings.json"
+        if settings.exists():
+            self.from_bytes(settings.read_bytes())
+        return self
 
 
 @Language.factory(

@@ -62,8 +62,7 @@ def tune_min_tagged(nlp, gold_docs, vi_ie, candidates=range(1, 21)) -> int:
         f = 2 * p * r / (p + r) if p + r else 0.0
         if f > best[0]:
             best = (f, value)
-    pipe.min_tagged = best[1]
-    nlp.config["components"]["mandate_spans"]["min_tagged"] = best[1]
+    pipe.min_tagged = best[1]  # saved with the pipeline (mandate_spans/settings.json)
     return best[1]
 
 

@@ -82,12 +82,26 @@ def test_to_disk_and_back_keeps_predictions_and_thresholds(trained_nlp, dev_docs
     rel.set_thresholds({label: 0.35 for label in rel.labels})
     trained_nlp.to_disk(tmp_path / "model")
     loaded = spacy.load(tmp_path / "model")
-    assert loaded.get_pipe("relation_extractor").cfg["thresholds"] == rel.cfg["thresholds"]
+    loaded_thresholds = loaded.get_pipe("relation_extractor").cfg["thresholds"]
+    assert set(loaded_thresholds) == set(rel.labels)
+    assert loaded_thresholds == pytest.approx(rel.cfg["thresholds"])
     for gold in dev_docs[:3]:
         a, b = trained_nlp(gold.text), loaded(gold.text)
         assert [(e.start, e.end, e.label_) for e in a.ents] == [(e.start, e.end, e.label_) for e in b.ents]
         assert [r.as_tuple() for r in a._.relations] == [r.as_tuple() for r in b._.relations]
         assert [r.score for r in a._.relations] == pytest.approx([r.score for r in b._.relations], abs=1e-6)
+
+
+def test_mandate_settings_are_saved(trained_nlp, tmp_path):
+    pipe = trained_nlp.get_pipe("mandate_spans")
+    old = pipe.min_tagged
+    pipe.min_tagged = old + 4
+    try:
+        trained_nlp.to_disk(tmp_path / "model")
+        assert spacy.load(tmp_path / "model").get_pipe("mandate_spans").min_tagged == old + 4
+        assert pickle.loads(pickle.dumps(trained_nlp)).get_pipe("mandate_spans").min_tagged == old + 4
+    finally:
+        pipe.min_tagged = old
 
 
 def test_pickle_doc_and_pipeline(trained_nlp, dev_docs):

@@ -38,8 +38,8 @@ def test_quick_workflow_and_package(repo_root, tmp_path):
     tuned = json.loads((project / "training" / "thresholds.json").read_text())
     assert set(tuned["relation_thresholds"]) <= {"HOLDS", "ROLE_IN", "SERVES_AS", "HAS_MANDATE", "PART_OF", "ESTABLISHES"}
     assert 1 <= tuned["mandate_min_tagged"] <= 20
-    final = (project / "training" / "model-final" / "config.cfg").read_text()
-    assert f"min_tagged = {tuned['mandate_min_tagged']}" in final
+    settings = json.loads((project / "training" / "model-final" / "mandate_spans" / "settings.json").read_text())
+    assert settings["min_tagged"] == tuned["mandate_min_tagged"]
     run(["package", ".", *overrides], project)
     wheel = project / "packages" / "vi_decision_ie-0.0.1-py3-none-any.whl"
     assert wheel.exists()
