@@ -240,16 +240,30 @@ def learning_curve(config: Path, code: Path, train_path: Path, dev_path: Path, t
     return points
 
 
+TOKENIZATION_COLUMNS = (
+    ("misaligned", "misaligned spans"), ("misaligned_share", "share"),
+    ("dev_ents_p", "NER dev P"), ("dev_ents_r", "NER dev R"), ("dev_ents_f", "NER dev F"),
+    ("words_per_second", "words/s"), ("tokens", "tokens"),
+)
+
+
 def tokenization_section(path: Path) -> str:
+    """The tokenizer comparison as a table, plus pyvi's misaligned examples."""
     if not path.exists():
         return f"`{path}` does not exist yet: `spacy project run tokenization` produces it."
     data = json.loads(path.read_text(encoding="utf8"))
-    keys = sorted({k for v in data.values() if isinstance(v, dict) for k in v})
     rows = []
-    for name, values in data.items():
-        if isinstance(values, dict):
-            rows.append([name] + [fmt(values[k]) if isinstance(values.get(k), float) else values.get(k, "–") for k in keys])
-    return md_table(["tokenizer"] + keys, rows)
+    for name in ("syllable", "pyvi"):
+        values = data.get(name, {})
+        rows.append([name] + [fmt(values[k]) if isinstance(values.get(k), float) else values.get(k, "–")
+                              for k, _ in TOKENIZATION_COLUMNS])
+    lines = [md_table(["tokenizer"] + [title for _, title in TOKENIZATION_COLUMNS], rows), ""]
+    lines.append(f"NER-only pipelines trained for {data.get('train_steps', '?')} steps; misaligned gold entities count as missed.")
+    examples = data.get("pyvi", {}).get("examples") or []
+    if examples:
+        lines += ["", "pyvi tokens that cut through annotated spans:", ""]
+        lines += [f"- {ex['label']} `{ex['text']}` → {ex['tokens']}" for ex in examples]
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------- CLI
