@@ -10,7 +10,11 @@ One importable module shared by ``spacy train --code`` and ``spacy package
   annotation guideline's sentence rule;
 * the relation schema (labels and allowed argument types);
 * the trainable ``relation_extractor`` component, its model architecture and
-  its scorer.
+  its scorer (``doc._.relations``);
+* ``mandate_spans``, which decodes the ``mandate_tagger``'s BIO tags into
+  ``doc.spans["mandates"]`` clause by clause;
+* ``chunked_tok2vec``, spaCy's tok2vec run in overlapping windows on long
+  documents so memory stays bounded.
 """
 from __future__ import annotations
 

@@ -152,20 +152,25 @@ def plot_confusion(matrix: Dict[str, Dict[str, int]], path: Path) -> None:
     plt.close(fig)
 
 
+def _finish_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Label an F-score plot (0..1), save it as PNG and free the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_sweep(sweep: Dict[str, List[Dict[str, float]]], current: Dict[str, float], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, rows in sweep.items():
         line, = ax.plot([r["threshold"] for r in rows], [r["f"] for r in rows], marker=".", label=label)
         if label in current:
             ax.axvline(current[label], color=line.get_color(), linestyle=":", linewidth=0.8)
-    ax.set_xlabel("threshold")
-    ax.set_ylabel("F (strict, end to end)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Relation F vs threshold (dev); dotted: current threshold")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_plot(fig, ax, "threshold", "F (strict, end to end)", "Relation F vs threshold (dev); dotted: current threshold", path)
 
 
 def plot_curve(points: List[Dict[str, float]], path: Path) -> None:
@@ -173,14 +178,7 @@ def plot_curve(points: List[Dict[str, float]], path: Path) -> None:
     fractions = [p["fraction"] for p in points]
     for key, name in (("ents_f", "entities micro-F"), ("mandate_f", "MANDATE exact F"), ("rel_f", "relations micro-F")):
         ax.plot(fractions, [p[key] for p in points], marker="o", label=name)
-    ax.set_xlabel("fraction of training documents")
-    ax.set_ylabel("F on test")
-    ax.set_ylim(0, 1)
-    ax.set_title("Learning curve")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_plot(fig, ax, "fraction of training documents", "F on test", "Learning curve", path)
 
 
 # --------------------------------------------------------------- sections
