@@ -62,6 +62,8 @@ def allowed_labels(head_label: str, child_label: str) -> List[str]:
     ]
 
 
+#: Longest text (characters) the pipeline accepts by default.
+MAX_LENGTH = 2_000_000
 #: A "." after these words does not end a sentence (guideline, Relations).
 SENTENCE_ABBREVIATIONS = frozenset({"TP", "Tp", "TS", "ThS", "PGS", "GS"})
 
@@ -353,6 +355,11 @@ def create_syllable_tokenizer() -> Callable[[Language], SyllableTokenizer]:
 
     def make_tokenizer(nlp: Language) -> SyllableTokenizer:
         nlp.vocab.lex_attr_getters.update(canonical_lex_attr_getters())
+        # spaCy's 1,000,000-character guard protects against components whose
+        # memory grows faster than the text; every component here is linear
+        # (chunked tok2vec, greedy NER, sentence-local relation candidates),
+        # so a 1 MB notice is accepted as it is.
+        nlp.max_length = max(nlp.max_length, MAX_LENGTH)
         return SyllableTokenizer(nlp.vocab)
 
     return make_tokenizer
