@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy
 import typer
 from spacy.scorer import PRFScore, Scorer
 from spacy.tokens import Doc, DocBin, Span
@@ -262,6 +263,68 @@ def task_scores(gold_docs: Sequence[Doc], pred_docs: Sequence[Doc]) -> Dict[str,
         "mandates": mandate_scores(gold_docs, pred_docs),
         "relations": relation_scores(gold_docs, pred_docs),
     }
+
+
+# ------------------------------------------------- relation threshold sweep
+#: Thresholds swept per relation label: 0.05 .. 0.95.
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def candidate_keys(doc: Doc, cands: Sequence[vi_ie.Candidate], scores: numpy.ndarray, labels: Sequence[str]) -> List[Tuple[tuple, str, float]]:
+    """(strict relation key, label, score) for every allowed candidate/label
+    cell of the relation_extractor's predict() output for one doc."""
+    out = []
+    for row, (hs, he, hl, cs, ce, cl) in enumerate(cands):
+        head, child = Span(doc, hs, he, label=hl), Span(doc, cs, ce, label=cl)
+        for j, label in enumerate(labels):
+            if scores[row, j] > 0:
+                key = vi_ie.relation_key(vi_ie.Relation(head, child, label, float(scores[row, j])))
+                out.append((key, label, float(scores[row, j])))
+    return out
+
+
+def threshold_sweep(scored: Sequence[Tuple[tuple, str, float]], gold: Iterable[tuple], thresholds: Sequence[float] = THRESHOLDS) -> Dict[str, List[Dict[str, float]]]:
+    """Strict P/R/F per relation label at each threshold: a candidate counts
+    as predicted when its score is >= the threshold; gold relations that no
+    candidate covers stay false negatives (end to end)."""
+    gold = set(gold)
+    labels = sorted({k[-1] for k in gold} | {label for _, label, _ in scored})
+    out: Dict[str, List[Dict[str, float]]] = {}
+    for label in labels:
+        g = {k for k in gold if k[-1] == label}
+        cells = [(k, s) for k, lab, s in scored if lab == label]
+        rows = []
+        for t in thresholds:
+            p = {k for k, s in cells if s >= t}
+            rows.append({"threshold": t, **prf(len(p & g), len(p - g), len(g - p))})
+        out[label] = rows
+    return out
+
+
+def best_thresholds(sweep: Dict[str, List[Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
+    """Per label, the threshold with the highest F; ties go to the higher
+    threshold (fewer false positives). The tune step applies this choice."""
+    return {label: max(rows, key=lambda r: (r["f"], r["threshold"])) for label, rows in sweep.items()}
+
+
+def relation_sweep(nlp, dev_docs: Sequence[Doc], batch_size: int = 16):
+    """Run everything but the relation_extractor, score all candidates with
+    its predict(), and sweep thresholds against the gold relations.
+
+    predict() must see docs that went through the pipeline's tok2vec: its
+    listener reads ``doc.tensor`` outside training (zeros when it is unset)."""
+    rel = nlp.get_pipe("relation_extractor")
+    docs = predict(nlp, [d.text for d in dev_docs], batch_size, desc="dev (no relations)", disable=["relation_extractor"])
+    scored, gold = [], set()
+    for i, (pred, ref) in enumerate(zip(docs, dev_docs)):
+        # keys carry the document index: the same offsets recur across documents
+        cands, scores = rel.predict([pred])
+        scored.extend(((i,) + key, label, score) for key, label, score in candidate_keys(pred, cands[0], scores, rel.labels))
+        gold.update((i,) + vi_ie.relation_key(r) for r in ref._.relations)
+    sweep = threshold_sweep(scored, gold)
+    current = {label: rel.threshold_for(label) for label in sweep}
+    top = {label: max((s for _, lab, s in scored if lab == label), default=0.0) for label in sweep}
+    return sweep, current, top
 
 
 def spacy_scores(nlp, gold_docs: Sequence[Doc], pred_docs: Sequence[Doc], seconds: float) -> Dict[str, object]:

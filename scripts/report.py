@@ -41,7 +41,6 @@ import evaluate as ev  # noqa: E402
 from corpus import blank_nlp  # noqa: E402
 import vi_ie  # noqa: E402
 
-THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
 
 # ------------------------------------------------------------ pure helpers
@@ -63,42 +62,6 @@ def prf_rows(per_label: Dict[str, Dict[str, float]], micro: Optional[Dict[str, f
         rows.append(["**micro**", fmt(micro["p"]), fmt(micro["r"]), fmt(micro["f"]),
                      micro.get("tp", ""), micro.get("fp", ""), micro.get("fn", "")])
     return rows
-
-
-def candidate_keys(doc: Doc, cands: Sequence[vi_ie.Candidate], scores: numpy.ndarray, labels: Sequence[str]) -> List[Tuple[tuple, str, float]]:
-    """(strict relation key, label, score) for every allowed candidate/label
-    cell of the relation_extractor's predict() output for one doc."""
-    out = []
-    for row, (hs, he, hl, cs, ce, cl) in enumerate(cands):
-        head, child = Span(doc, hs, he, label=hl), Span(doc, cs, ce, label=cl)
-        for j, label in enumerate(labels):
-            if scores[row, j] > 0:
-                key = vi_ie.relation_key(vi_ie.Relation(head, child, label, float(scores[row, j])))
-                out.append((key, label, float(scores[row, j])))
-    return out
-
-
-def threshold_sweep(scored: Sequence[Tuple[tuple, str, float]], gold: Iterable[tuple], thresholds: Sequence[float] = THRESHOLDS) -> Dict[str, List[Dict[str, float]]]:
-    """Strict P/R/F per relation label at each threshold: a candidate counts
-    as predicted when its score is >= the threshold; gold relations that no
-    candidate covers stay false negatives (end to end)."""
-    gold = set(gold)
-    labels = sorted({k[-1] for k in gold} | {label for _, label, _ in scored})
-    out: Dict[str, List[Dict[str, float]]] = {}
-    for label in labels:
-        g = {k for k in gold if k[-1] == label}
-        cells = [(k, s) for k, lab, s in scored if lab == label]
-        rows = []
-        for t in thresholds:
-            p = {k for k, s in cells if s >= t}
-            rows.append({"threshold": t, **ev.prf(len(p & g), len(p - g), len(g - p))})
-        out[label] = rows
-    return out
-
-
-def best_thresholds(sweep: Dict[str, List[Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
-    """Per label, the threshold with the highest F (lowest threshold on ties)."""
-    return {label: max(rows, key=lambda r: (r["f"], -r["threshold"])) for label, rows in sweep.items()}
 
 
 def subset_indices(n: int, fraction: float, seed: int = 0) -> List[int]:
@@ -182,25 +145,6 @@ def plot_curve(points: List[Dict[str, float]], path: Path) -> None:
 
 
 # --------------------------------------------------------------- sections
-def relation_sweep(nlp, dev_docs: Sequence[Doc], batch_size: int = 16):
-    """Run everything but the relation_extractor, score all candidates with
-    its predict(), and sweep thresholds against the gold relations.
-
-    predict() must see docs that went through the pipeline's tok2vec: its
-    listener reads ``doc.tensor`` outside training (zeros when it is unset)."""
-    rel = nlp.get_pipe("relation_extractor")
-    docs = ev.predict(nlp, [d.text for d in dev_docs], batch_size, desc="dev (no relations)", disable=["relation_extractor"])
-    scored, gold = [], set()
-    for pred, ref in zip(docs, dev_docs):
-        cands, scores = rel.predict([pred])
-        scored.extend(candidate_keys(pred, cands[0], scores, rel.labels))
-        gold.update(vi_ie.relation_key(r) for r in ref._.relations)
-    sweep = threshold_sweep(scored, gold)
-    current = {label: rel.threshold_for(label) for label in sweep}
-    top = {label: max((s for _, lab, s in scored if lab == label), default=0.0) for label in sweep}
-    return sweep, current, top
-
-
 def learning_curve(config: Path, code: Path, train_path: Path, dev_path: Path, test_path: Path,
                    fractions: Sequence[float], steps: int, workdir: Path, seed: int = 0,
                    log_dir: Optional[Path] = None) -> List[Dict[str, float]]:
@@ -293,8 +237,8 @@ def main(
     plot_confusion(confusion, output_dir / "confusion.png")
 
     msg.info("Relation threshold sweep on dev")
-    sweep, current, top = relation_sweep(nlp, dev_docs)
-    best = best_thresholds(sweep)
+    sweep, current, top = ev.relation_sweep(nlp, dev_docs)
+    best = ev.best_thresholds(sweep)
     plot_sweep(sweep, current, output_dir / "relation_thresholds.png")
 
     msg.info("Rule-based baseline (span_ruler on training lexicons)")

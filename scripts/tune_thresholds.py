@@ -14,36 +14,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Tuple
 
-import numpy
-import spacy
 import typer
-from spacy.tokens import DocBin
-from tqdm import tqdm
 from wasabi import msg
 
-GRID = [round(x, 2) for x in numpy.arange(0.05, 0.96, 0.05)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import evaluate as ev  # noqa: E402  (also puts code/ on sys.path)
+import vi_ie  # noqa: E402
 
 
-def best_threshold(scored: List[Tuple[float, bool]], n_gold: int, grid=GRID) -> Tuple[float, Dict[str, float]]:
-    """The grid threshold with the best F for (score, is_gold) pairs; ties go
-    to the higher threshold (fewer false positives)."""
-    best = (0.5, {"p": 0.0, "r": 0.0, "f": 0.0})
-    for t in grid:
-        tp = sum(1 for s, ok in scored if s >= t and ok)
-        fp = sum(1 for s, ok in scored if s >= t and not ok)
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / n_gold if n_gold else 0.0
-        f = 2 * p * r / (p + r) if p + r else 0.0
-        if f >= best[1]["f"]:
-            best = (t, {"p": p, "r": r, "f": f})
-    return best
-
-
-def tune_min_tagged(nlp, gold_docs, vi_ie, candidates=range(1, 21)) -> int:
+def tune_min_tagged(nlp, gold_docs, candidates=range(1, 21)) -> int:
     """Set and return the ``min_tagged`` of ``mandate_spans`` with the best
     exact MANDATE F on ``gold_docs``."""
     pipe = nlp.get_pipe("mandate_spans")
@@ -57,9 +38,7 @@ def tune_min_tagged(nlp, gold_docs, vi_ie, candidates=range(1, 21)) -> int:
             pred = set(vi_ie.spans_from_tags([t.tag_ for t in doc], forms, pipe.min_length, pipe.split_on_begin, value))
             ref = {(s.start, s.end) for s in gold.spans.get(vi_ie.MANDATES_KEY, [])}
             tp, n_pred, n_gold = tp + len(pred & ref), n_pred + len(pred), n_gold + len(ref)
-        p = tp / n_pred if n_pred else 0.0
-        r = tp / n_gold if n_gold else 0.0
-        f = 2 * p * r / (p + r) if p + r else 0.0
+        f = ev.prf(tp, n_pred - tp, n_gold - tp)["f"]
         if f > best[0]:
             best = (f, value)
     pipe.min_tagged = best[1]  # saved with the pipeline (mandate_spans/settings.json)
@@ -74,33 +53,17 @@ def main(
     report: Path = typer.Option(Path("training/thresholds.json"), help="Tuning report"),
 ) -> None:
     """Tune and save per-label relation thresholds."""
-    vi_ie = sys.modules.get("vi_ie") or spacy.util.import_file("vi_ie", code)
-
-    nlp = spacy.load(model_dir)
+    nlp = ev.load_pipeline(model_dir, code)
     rel = nlp.get_pipe("relation_extractor")
-    gold_docs = list(DocBin().from_disk(dev_path).get_docs(nlp.vocab))
-    min_tagged = tune_min_tagged(nlp, gold_docs, vi_ie)
+    gold_docs = ev.load_docs(dev_path, nlp.vocab)
+    min_tagged = tune_min_tagged(nlp, gold_docs)
     msg.good(f"mandate_spans.min_tagged = {min_tagged}")
-    scored: Dict[str, List[Tuple[float, bool]]] = defaultdict(list)
-    n_gold: Dict[str, int] = defaultdict(int)
-    with nlp.select_pipes(disable=["relation_extractor"]):
-        docs = list(tqdm(nlp.pipe(d.text for d in gold_docs), total=len(gold_docs), desc="dev"))
-    for doc, gold in zip(docs, gold_docs):
-        gold_keys = {vi_ie.relation_key(r) for r in gold._.relations}
-        for key in gold_keys:
-            n_gold[key[-1]] += 1
-        cands, scores = rel.predict([doc])
-        for i, (hs, he, hl, cs, ce, cl) in enumerate(cands[0]):
-            head = vi_ie._char_key(doc, hs, he, hl)
-            child = vi_ie._char_key(doc, cs, ce, cl)
-            for j, label in enumerate(rel.labels):
-                if scores[i, j] > 0:
-                    scored[label].append((float(scores[i, j]), head + child + (label,) in gold_keys))
-    thresholds, table = {}, {}
-    for label in rel.labels:
-        t, prf = best_threshold(scored[label], n_gold[label])
-        thresholds[label] = t
-        table[label] = {"threshold": t, **prf, "gold": n_gold[label]}
+    sweep, _, _ = ev.relation_sweep(nlp, gold_docs)
+    table = {
+        label: {"threshold": row["threshold"], "p": row["p"], "r": row["r"], "f": row["f"], "gold": row["tp"] + row["fn"]}
+        for label, row in ev.best_thresholds(sweep).items()
+    }
+    thresholds = {label: row["threshold"] for label, row in table.items()}
     rel.set_thresholds(thresholds)
     nlp.to_disk(output_dir)
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -162,19 +162,19 @@ def test_clean_run_carries_spacy_scores():
 def test_threshold_sweep_counts_uncovered_gold_as_missed():
     gold = {("a", "HOLDS"), ("b", "HOLDS"), ("c", "HOLDS")}  # "c" is no candidate
     scored = [(("a", "HOLDS"), "HOLDS", 0.9), (("b", "HOLDS"), "HOLDS", 0.3), (("x", "HOLDS"), "HOLDS", 0.6)]
-    sweep = rp.threshold_sweep(scored, gold, thresholds=(0.25, 0.5, 0.75))
+    sweep = ev.threshold_sweep(scored, gold, thresholds=(0.25, 0.5, 0.75))
     by_t = {r["threshold"]: r for r in sweep["HOLDS"]}
     assert (by_t[0.25]["tp"], by_t[0.25]["fp"], by_t[0.25]["fn"]) == (2, 1, 1)
     assert (by_t[0.5]["tp"], by_t[0.5]["fp"], by_t[0.5]["fn"]) == (1, 1, 2)
     assert (by_t[0.75]["tp"], by_t[0.75]["fp"], by_t[0.75]["fn"]) == (1, 0, 2)
-    assert rp.best_thresholds(sweep)["HOLDS"]["threshold"] == 0.25
+    assert ev.best_thresholds(sweep)["HOLDS"]["threshold"] == 0.25
 
 
 def test_candidate_keys_match_gold_relation_keys(nlp):
     gold = make(nlp, ents=[(1, 4, "PERSON"), (6, 8, "ROLE")], relations=[(0, 1, "HOLDS")])
     import numpy
 
-    scored = rp.candidate_keys(gold, [(1, 4, "PERSON", 6, 8, "ROLE")], numpy.array([[0.7, 0.0]]), ["HOLDS", "ROLE_IN"])
+    scored = ev.candidate_keys(gold, [(1, 4, "PERSON", 6, 8, "ROLE")], numpy.array([[0.7, 0.0]]), ["HOLDS", "ROLE_IN"])
     assert [(label, s) for _, label, s in scored] == [("HOLDS", pytest.approx(0.7))]
     assert scored[0][0] == vi_ie.relation_key(gold._.relations[0])
 
