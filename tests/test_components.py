@@ -195,11 +195,9 @@ def test_score_relations_counts_missed_gold_as_miss(dev_docs):
     gold = dev_docs[0]
     pred = blank_nlp().make_doc(gold.text)
     kept = gold._.relations[:1]
-    vi_ie.set_relations(pred, [(r.head, r.child, r.label, 1.0) for r in kept])
-    pred_spans = [(pred[r.head.start:r.head.end], pred[r.child.start:r.child.end]) for r in kept]
-    vi_ie.set_relations(pred, [(spacy.tokens.Span(pred, h.start, h.end, label=r.head.label_),
-                                spacy.tokens.Span(pred, c.start, c.end, label=r.child.label_), r.label, 1.0)
-                               for (h, c), r in zip(pred_spans, kept)])
+    vi_ie.set_relations(pred, [(spacy.tokens.Span(pred, r.head.start, r.head.end, label=r.head.label_),
+                                spacy.tokens.Span(pred, r.child.start, r.child.end, label=r.child.label_), r.label, 1.0)
+                               for r in kept])
     scores = vi_ie.score_relations([Example(pred, gold)])
     assert scores["rel_micro_p"] == 1.0
     assert scores["rel_micro_r"] == pytest.approx(1 / len(gold._.relations))
